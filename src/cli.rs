@@ -103,6 +103,44 @@ pub enum Command {
         /// Only paths matching these patterns
         patterns: Vec<String>,
     },
+    /// Keep the base directory in sync: pull, then apply every push as it commits
+    Watch {
+        /// Shell command run after each applied change; it gets the changed paths on stdin,
+        /// one a line, and FILECONSUL_REVISION, FILECONSUL_CHANGED_COUNT, FILECONSUL_PREFIX and
+        /// FILECONSUL_BASEPATH in its environment. A failure is logged; the watch goes on
+        #[arg(long, value_name = "CMD")]
+        exec: Option<String>,
+        /// Delay the command by a random time up to this bound (e.g. 500ms, 5s, 2m)
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
+        splay: Duration,
+        /// Take Consul's version of conflicting files, keeping yours under .fileconsul/conflicts/
+        #[arg(long)]
+        force: bool,
+        /// Only paths matching these patterns
+        patterns: Vec<String>,
+    },
+    /// List the running watchers, the revision each holds and whether it is current
+    Nodes,
+}
+
+/// Parses a duration such as `250ms`, `5s`, `2m` or `1h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 5s or 2m"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 fn seconds(name: &str, value: f64) -> Result<Duration> {

@@ -9,7 +9,8 @@
 //! * [`state`]: the sync state of the last push or pull;
 //! * [`remote`]: Consul's tree; [`plan`]: the three-way decision per path;
 //! * [`apply`]: safe local writes; [`push`]: the commit protocol for writes to Consul;
-//! * [`sync`]: the `status`, `push` and `pull` verbs; [`output`]: rendering their reports.
+//! * [`sync`]: the `status`, `push` and `pull` verbs; [`watch`]: `watch` and `nodes`;
+//!   [`output`]: rendering their reports.
 
 pub mod apply;
 pub mod consul;
@@ -23,6 +24,7 @@ pub mod remote;
 pub mod state;
 pub mod sync;
 pub mod tree;
+pub mod watch;
 
 pub use error::{Error, ExitCode, Result};
 pub use sync::{pull, push, status, PullOptions, PushOptions, Report, Settings};

@@ -152,3 +152,37 @@ pub fn diagnostics(report: &Report) -> Vec<String> {
     }
     lines
 }
+
+/// Writes the list of watchers (`fileconsul nodes`).
+pub fn render_nodes(
+    report: &crate::watch::NodesReport,
+    format: Format,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    if format == Format::Json {
+        serde_json::to_writer(&mut *out, report)?;
+        return writeln!(out);
+    }
+    writeln!(out, "revision {} in Consul", report.revision)?;
+    if report.nodes.is_empty() {
+        return writeln!(out, "no watcher is running");
+    }
+    writeln!(
+        out,
+        "{:<20} {:>9}  {:<8} {:>11}  BASEPATH",
+        "NODE", "REVISION", "STATE", "APPLIED"
+    )?;
+    for n in &report.nodes {
+        let state = match (n.alive, n.current) {
+            (false, _) => "gone",
+            (true, true) => "current",
+            (true, false) => "behind",
+        };
+        writeln!(
+            out,
+            "{:<20} {:>9}  {:<8} {:>11}  {}",
+            n.record.node, n.record.revision, state, n.record.applied_at, n.record.basepath
+        )?;
+    }
+    Ok(())
+}

@@ -93,7 +93,7 @@ pub struct Report {
 }
 
 impl Report {
-    fn new(command: &'static str, dry_run: bool) -> Report {
+    pub(crate) fn new(command: &'static str, dry_run: bool) -> Report {
         Report {
             command,
             dry_run,
@@ -125,18 +125,18 @@ impl Report {
     }
 }
 
-struct Context {
-    client: Client,
-    prefix: Prefix,
-    base: PathBuf,
-    filter: Filter,
-    state_dir: StateDir,
+pub(crate) struct Context {
+    pub(crate) client: Client,
+    pub(crate) prefix: Prefix,
+    pub(crate) base: PathBuf,
+    pub(crate) filter: Filter,
+    pub(crate) state_dir: StateDir,
     datacenter: Option<String>,
     wait: Duration,
 }
 
 impl Context {
-    fn open(settings: &Settings) -> Result<Context> {
+    pub(crate) fn open(settings: &Settings) -> Result<Context> {
         Ok(Context {
             client: Client::new(&settings.consul)?,
             prefix: settings.prefix.clone(),
@@ -148,7 +148,7 @@ impl Context {
         })
     }
 
-    fn load_state(&self) -> Result<SyncState> {
+    pub(crate) fn load_state(&self) -> Result<SyncState> {
         self.state_dir
             .load(self.prefix.name(), self.datacenter.as_deref())
     }
@@ -208,7 +208,7 @@ fn deletion_guard(state: &SyncState, remote: &RemoteTree, prefix: &Prefix) -> Op
     }
 }
 
-fn state_entry(remote: &RemoteEntry, mtime_ns: i64) -> StateEntry {
+pub(crate) fn state_entry(remote: &RemoteEntry, mtime_ns: i64) -> StateEntry {
     StateEntry {
         digest: remote.digest,
         kind: remote.meta.kind,
@@ -219,7 +219,7 @@ fn state_entry(remote: &RemoteEntry, mtime_ns: i64) -> StateEntry {
     }
 }
 
-fn local_mtime(base: &Path, path: &RelPath) -> i64 {
+pub(crate) fn local_mtime(base: &Path, path: &RelPath) -> i64 {
     fs::symlink_metadata(base.join(path.as_str()))
         .map(|md| md.mtime().saturating_mul(1_000_000_000) + md.mtime_nsec())
         .unwrap_or(0)
@@ -249,14 +249,14 @@ fn record_in_sync(
     }
 }
 
-fn conflict(path: &RelPath, kind: ConflictKind) -> Conflict {
+pub(crate) fn conflict(path: &RelPath, kind: ConflictKind) -> Conflict {
     Conflict {
         path: path.to_string(),
         kind,
     }
 }
 
-fn change(path: &RelPath, change: Change) -> PathChange {
+pub(crate) fn change(path: &RelPath, change: Change) -> PathChange {
     PathChange {
         path: path.to_string(),
         change,
@@ -498,7 +498,7 @@ pub fn pull(settings: &Settings, options: PullOptions) -> Result<Report> {
     pull_with(&ctx, state, local, options)
 }
 
-fn pull_with(
+pub(crate) fn pull_with(
     ctx: &Context,
     mut state: SyncState,
     local: LocalTree,

@@ -220,6 +220,36 @@ fn link_problem(full: &Path) -> Option<&'static str> {
     Some("looping")
 }
 
+/// Looks at the given paths only (for a watcher applying a change to a few files). Paths that do
+/// not exist locally are absent from the result.
+pub fn scan_paths<'p>(
+    base: &Path,
+    paths: impl IntoIterator<Item = &'p RelPath>,
+    state: &SyncState,
+) -> Result<LocalTree> {
+    let filter = Filter::everything();
+    let mut walker = Walker {
+        base,
+        filter: &filter,
+        state,
+        tree: LocalTree::default(),
+    };
+    for path in paths {
+        let full = base.join(path.as_str());
+        match fs::symlink_metadata(&full) {
+            Ok(md) if md.is_dir() => walker.tree.refused.push(Refusal {
+                path: path.to_string(),
+                reason: "is a directory locally".into(),
+            }),
+            Ok(md) => walker.entry(path.clone(), &full, &md)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {}
+            Err(e) => return Err(Error::io(&full, e)),
+        }
+    }
+    Ok(walker.tree)
+}
+
 /// Walks the base directory. A missing base directory is an empty tree.
 pub fn scan(base: &Path, filter: &Filter, state: &SyncState) -> Result<LocalTree> {
     match fs::symlink_metadata(base) {

@@ -62,8 +62,9 @@ pub type ReadIndex = u64;
 /// What a transaction did.
 #[derive(Debug)]
 pub enum TxnOutcome {
-    /// Applied; the entries the operations that return one wrote or read (sets, CAS, locks and
-    /// gets; deletes and checks return none), in operation order.
+    /// Applied; the entries the operations returned, in operation order: sets, CAS, locks and
+    /// gets return theirs, `check-index` and `check-session` return theirs without value, deletes
+    /// and `check-not-exists` return none.
     Applied(Vec<KvEntry>),
     /// Rolled back as a whole; each error names the operation that failed.
     RolledBack(Vec<(usize, String)>),
@@ -208,7 +209,8 @@ impl Client {
         &self.address
     }
 
-    /// Bytes of response bodies read so far by this client and its clones.
+    /// Bytes of responses (status lines, headers and bodies) read so far by this client and its
+    /// clones.
     pub fn bytes_read(&self) -> u64 {
         self.bytes_read.load(Ordering::Relaxed)
     }
@@ -276,7 +278,9 @@ impl Client {
                 req.send(body.unwrap_or_default())
             }
         };
-        result.map_err(|e| self.unreachable(e))
+        let response = result.map_err(|e| self.unreachable(e))?;
+        self.count_head(&response);
+        Ok(response)
     }
 
     fn read_body(&self, response: Response<Body>) -> Result<Vec<u8>> {
@@ -288,6 +292,17 @@ impl Client {
                 detail: format!("reading the answer: {e}"),
             })?;
         Ok(out)
+    }
+
+    /// Counts the status line and headers of a response as bytes read from the agent.
+    fn count_head(&self, response: &Response<Body>) {
+        let headers: usize = response
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        self.bytes_read
+            .fetch_add((headers + 17) as u64, Ordering::Relaxed);
     }
 
     fn reader(&self, response: Response<Body>) -> impl Read {
