@@ -538,6 +538,28 @@ impl Node<'_> {
         Run::from(cmd.output().expect("run fileconsul"), args)
     }
 
+    /// Starts `fileconsul ... watch ARGS` with its log (JSON Lines) in the node's parent dir.
+    pub fn watch(&self, args: &[&str]) -> Watcher {
+        let log = self.dir.with_extension("watch.log");
+        let mut full = vec!["--format", "json", "watch"];
+        full.extend_from_slice(args);
+        let child = self
+            .command(&full)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let watcher = Watcher { child, log };
+        assert!(
+            wait_until(Duration::from_secs(30), || watcher
+                .log()
+                .contains("\"how\":\"full\"")),
+            "the watcher did not start: {}",
+            watcher.log()
+        );
+        watcher
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fileconsul"));
         cmd.arg("--addr")
@@ -552,6 +574,64 @@ impl Node<'_> {
             .env_remove("CONSUL_HTTP_TOKEN_FILE")
             .stdin(Stdio::null());
         cmd
+    }
+}
+
+/// A long-running `fileconsul watch`, killed when dropped (also when the test panics).
+pub struct Watcher {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Watcher {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`"TERM"`, `"KILL"`, …).
+    pub fn signal(&self, name: &str) {
+        Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the process to end and returns its exit code.
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -4,3 +4,4 @@
 mod exits;
 mod harness;
 mod sync;
+mod watch;

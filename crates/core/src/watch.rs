@@ -106,7 +106,7 @@ struct Jitter(u64);
 
 impl Jitter {
     fn new() -> Jitter {
-        Jitter((now_ns() as u64) ^ (u64::from(std::process::id()) << 32) | 1)
+        Jitter(((now_ns() as u64) ^ (u64::from(std::process::id()) << 32)) | 1)
     }
     fn below(&mut self, bound: Duration) -> Duration {
         self.0 ^= self.0 << 13;
@@ -419,7 +419,7 @@ fn exec_loop(
 /// What one incremental step found.
 enum Step {
     /// Applied revisions up to this one.
-    Applied(u64, Report),
+    Applied(u64, Box<Report>),
     /// Nothing to do.
     Nothing,
     /// A push is in progress: wait for the head to move again.
@@ -630,7 +630,7 @@ fn incremental(ctx: &Context, head: &HeadInfo, head_index: u64, force: bool) -> 
     report.revision = head.revision;
     state.revision = Some(head.revision);
     ctx.state_dir.save(&mut state)?;
-    Ok(Step::Applied(head.revision, report))
+    Ok(Step::Applied(head.revision, Box::new(report)))
 }
 
 fn rolled_back(errors: &[(usize, String)]) -> Step {
@@ -640,13 +640,12 @@ fn rolled_back(errors: &[(usize, String)]) -> Step {
         // A push is being applied: its commit will move the head.
         Some(1) => Step::Wait,
         // A change list was pruned, or a key was deleted by another writer.
-        _ => Step::Full(format!(
-            "{}",
+        _ => Step::Full(
             errors
                 .first()
-                .map(|(_, w)| w.as_str())
-                .unwrap_or("transaction failed")
-        )),
+                .map_or("transaction failed", |(_, w)| w.as_str())
+                .to_owned(),
+        ),
     }
 }
 
@@ -762,7 +761,7 @@ pub fn watch(settings: &Settings, options: &WatchOptions, stop: Arc<Stop>) -> Re
                     Step::Applied(revision, report) => {
                         drop(guard);
                         log_report(&log, "applied", &report, started);
-                        applied = Some((revision, report));
+                        applied = Some((revision, *report));
                     }
                     Step::Nothing => {}
                     Step::Wait => log.event(
