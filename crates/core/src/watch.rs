@@ -9,7 +9,8 @@
 //! with all of pull's safety rules.
 //!
 //! Blocking-query rules from Consul's documentation are kept: the index is reset when it goes
-//! backwards, a query never blocks on index 0, wake-ups are rate-limited (token bucket), the read
+//! backwards, a query never blocks on index 0, wake-ups that bring no change are rate-limited
+//! (token bucket: a burst of 3, then one every 2 s), the read
 //! timeout covers the wait plus Consul's jitter, and errors back off exponentially with jitter.
 //!
 //! Each watcher records its node, base path and applied revision under `.fileconsul/nodes/`,
@@ -674,7 +675,10 @@ pub fn watch(settings: &Settings, options: &WatchOptions, stop: Arc<Stop>) -> Re
         .map(|cmd| Exec::start(cmd, options.splay, log.clone(), settings));
     let mut jitter = Jitter::new();
     let mut backoff = Duration::from_millis(250);
-    let mut bucket = Bucket::new(10.0, 10.0);
+    // Wake-ups that brought no change (a timed-out or spurious return) are rate-limited; a moved
+    // head is applied at once, since pushes already bound how often that happens.
+    let mut bucket = Bucket::new(3.0, 0.5);
+    let mut idle_wakeup = false;
     let mut index: u64 = 0;
     let mut need_full = true;
     let mut registry: Option<Registry> = None;
@@ -724,12 +728,14 @@ pub fn watch(settings: &Settings, options: &WatchOptions, stop: Arc<Stop>) -> Re
                 drop(guard);
                 need_full = false;
                 index = head_index;
-                log_report(&log, "full", &report, started);
+                log_report(&log, "full", &report, started, ctx.client.bytes_read());
                 applied = Some((report.revision, report));
             } else {
-                let wait = bucket.take();
-                if !wait.is_zero() {
-                    stop.sleep(wait);
+                if idle_wakeup {
+                    let wait = bucket.take();
+                    if !wait.is_zero() {
+                        stop.sleep(wait);
+                    }
                 }
                 let (head, new_index) = read_head(&ctx, Some((index.max(1), options.block)))?;
                 if stop.requested() {
@@ -744,7 +750,8 @@ pub fn watch(settings: &Settings, options: &WatchOptions, stop: Arc<Stop>) -> Re
                     need_full = true;
                     return Ok(());
                 }
-                if new_index == index {
+                idle_wakeup = new_index == index;
+                if idle_wakeup {
                     return Ok(());
                 }
                 index = new_index;
@@ -760,7 +767,7 @@ pub fn watch(settings: &Settings, options: &WatchOptions, stop: Arc<Stop>) -> Re
                 match incremental(&ctx, &head, index, options.force)? {
                     Step::Applied(revision, report) => {
                         drop(guard);
-                        log_report(&log, "applied", &report, started);
+                        log_report(&log, "applied", &report, started, ctx.client.bytes_read());
                         applied = Some((revision, *report));
                     }
                     Step::Nothing => {}
@@ -812,8 +819,9 @@ pub fn watch(settings: &Settings, options: &WatchOptions, stop: Arc<Stop>) -> Re
     Ok(())
 }
 
-fn log_report(log: &Log, how: &str, report: &Report, started: Instant) {
+fn log_report(log: &Log, how: &str, report: &Report, started: Instant, bytes_read: u64) {
     let fields = serde_json::json!({
+        "bytes_read": bytes_read,
         "how": how,
         "revision": report.revision,
         "changed": report.pull.len(),
