@@ -474,6 +474,95 @@ impl Scenario<'_> {
     }
 }
 
+/// A tree of `files` files whose content names a generation, to see whether a reader ever holds
+/// two generations at once.
+pub struct Generations {
+    pub files: usize,
+    padding: String,
+}
+
+impl Generations {
+    pub fn new(files: usize) -> Generations {
+        Generations {
+            files,
+            padding: "x".repeat(1500),
+        }
+    }
+
+    fn path(i: usize) -> String {
+        format!("d{}/f{i}", i % 7)
+    }
+
+    pub fn write(&self, node: &Node, generation: u32) {
+        for i in 0..self.files {
+            node.write(
+                &Self::path(i),
+                format!("generation {generation} of {i} {}\n", self.padding),
+            );
+        }
+    }
+
+    /// The generations found in a node's directory ("missing" for an absent file).
+    pub fn seen(&self, node: &Node) -> std::collections::BTreeSet<String> {
+        (0..self.files)
+            .map(|i| match fs::read_to_string(node.path(&Self::path(i))) {
+                Ok(text) => text.split(' ').nth(1).unwrap_or("?").to_owned(),
+                Err(_) => "missing".to_owned(),
+            })
+            .collect()
+    }
+
+    /// How many files Consul holds in `generation`.
+    pub fn in_consul(&self, scenario: &Scenario, generation: u32) -> usize {
+        let marker = format!("generation {generation} ");
+        scenario
+            .kv_values()
+            .values()
+            .filter(|v| v.starts_with(marker.as_bytes()))
+            .count()
+    }
+}
+
+/// Starts `fileconsul push` on `node` and freezes it (SIGSTOP) once it holds the push marker and
+/// Consul holds part of generation `generation`: a half-applied tree. SIGCONT resumes it.
+pub fn freeze_push_midway(
+    scenario: &Scenario,
+    node: &Node,
+    tree: &Generations,
+    generation: u32,
+) -> Child {
+    let mut pusher = node
+        .command(&["push"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let marker = format!("/v1/kv/{}/.fileconsul/push", scenario.prefix);
+    loop {
+        let (code, _) = http(&node.agent.http(), "GET", &marker, b"", None);
+        if code == 200 {
+            signal(&pusher, "STOP");
+            let written = tree.in_consul(scenario, generation);
+            if written > 0 && written < tree.files {
+                return pusher;
+            }
+            signal(&pusher, "CONT");
+        }
+        assert!(
+            pusher.try_wait().unwrap().is_none(),
+            "the push finished before it could be observed"
+        );
+    }
+}
+
+/// Sends a signal (`"TERM"`, `"STOP"`, …) to a child process.
+pub fn signal(child: &Child, name: &str) {
+    Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+}
+
 pub struct Node<'s> {
     scenario: &'s Scenario<'s>,
     pub agent: &'s Agent,

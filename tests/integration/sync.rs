@@ -3,7 +3,7 @@
 use std::fs;
 use std::process::Command;
 
-use crate::harness::{http, Cluster};
+use crate::harness::{freeze_push_midway, http, signal, Cluster, Generations};
 
 #[test]
 fn the_original_scenario_across_two_nodes() {
@@ -356,75 +356,23 @@ fn a_large_push_is_never_seen_half_applied() {
     let s = Cluster::shared().scenario("atomic");
     let (n1, n2) = (s.node(1), s.node(2));
     // Large enough that the push spans many transactions.
-    let files = 1500;
-    let padding = "x".repeat(1500);
-    let write_generation = |g: u32| {
-        for i in 0..files {
-            n1.write(
-                &format!("d{}/f{i}", i % 7),
-                format!("generation {g} of {i} {padding}\n"),
-            );
-        }
-    };
-    let generations = |node: &crate::harness::Node| {
-        let mut seen = std::collections::BTreeSet::new();
-        for i in 0..files {
-            let text = String::from_utf8(node.read(&format!("d{}/f{i}", i % 7))).unwrap();
-            seen.insert(text.split(' ').nth(1).unwrap().to_owned());
-        }
-        seen
-    };
-    write_generation(1);
+    let tree = Generations::new(1500);
+    tree.write(&n1, 1);
     n1.fc(&["push"]).ok();
     n2.fc(&["pull"]).ok();
-    write_generation(2);
-
-    // Freeze the pusher while it holds the marker with part of the files written.
-    let mut pusher = n1.command(&["push"]).spawn().unwrap();
-    let marker = format!("/v1/kv/{}/.fileconsul/push", s.prefix);
-    let half_applied = loop {
-        let (code, _) = http(&n1.agent.http(), "GET", &marker, b"", None);
-        if code == 200 {
-            Command::new("kill")
-                .args(["-STOP", &pusher.id().to_string()])
-                .status()
-                .unwrap();
-            let written = s
-                .kv_values()
-                .values()
-                .filter(|v| v.starts_with(b"generation 2"))
-                .count();
-            if written > 0 && written < files {
-                break written;
-            }
-            Command::new("kill")
-                .args(["-CONT", &pusher.id().to_string()])
-                .status()
-                .unwrap();
-        }
-        assert!(
-            pusher.try_wait().unwrap().is_none(),
-            "the push finished before it could be observed"
-        );
-    };
+    tree.write(&n1, 2);
+    let mut pusher = freeze_push_midway(&s, &n1, &tree, 2);
     // Consul holds a half-applied tree now; no reader may apply it.
     n2.fc(&["pull", "--wait", "1"])
         .code(3)
         .stderr_has("still being applied");
     n2.fc(&["status", "--wait", "1"]).code(3);
-    assert_eq!(
-        generations(&n2),
-        ["1".to_owned()].into(),
-        "{half_applied} of {files} written"
-    );
-    Command::new("kill")
-        .args(["-CONT", &pusher.id().to_string()])
-        .status()
-        .unwrap();
+    assert_eq!(tree.seen(&n2), ["1".to_owned()].into());
+    signal(&pusher, "CONT");
     // A reader that waits gets the whole push once it commits.
     n2.fc(&["pull", "--wait", "30"]).ok();
     assert!(pusher.wait().unwrap().success());
-    assert_eq!(generations(&n2), ["2".to_owned()].into());
+    assert_eq!(tree.seen(&n2), ["2".to_owned()].into());
     // Nothing of the protocol is left behind.
     let keys = s.kv_keys();
     assert!(

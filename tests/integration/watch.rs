@@ -1,10 +1,10 @@
 //! `fileconsul watch`, `fileconsul nodes` and `pull` as a Consul watch handler.
 
 use std::fs;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{http, wait_until, Cluster};
+use crate::harness::{freeze_push_midway, http, signal, wait_until, Cluster, Generations};
 
 const CONVERGE: Duration = Duration::from_secs(20);
 
@@ -59,77 +59,28 @@ fn a_push_arrives_on_watching_nodes_with_modes_and_symlinks() {
 fn a_watcher_never_applies_half_a_push() {
     let s = Cluster::shared().scenario("watch-atomic");
     let (n1, n2) = (s.node(1), s.node(2));
-    let files = 1500;
-    let padding = "x".repeat(1500);
-    let write_generation = |g: u32| {
-        for i in 0..files {
-            n1.write(
-                &format!("d{}/f{i}", i % 7),
-                format!("generation {g} of {i} {padding}\n"),
-            );
-        }
-    };
-    let generations = || {
-        let mut seen = std::collections::BTreeSet::new();
-        for i in 0..files {
-            if let Ok(text) = fs::read_to_string(n2.path(&format!("d{}/f{i}", i % 7))) {
-                seen.insert(text.split(' ').nth(1).unwrap_or("?").to_owned());
-            } else {
-                seen.insert("missing".to_owned());
-            }
-        }
-        seen
-    };
-    write_generation(1);
+    let tree = Generations::new(1500);
+    tree.write(&n1, 1);
     n1.fc(&["push"]).ok();
     let w2 = n2.watch(&[]);
-    write_generation(2);
-    // Freeze the pusher while it holds the marker with part of the files written.
-    let mut pusher = n1.command(&["push"]).stdout(Stdio::null()).spawn().unwrap();
-    let marker = format!("/v1/kv/{}/.fileconsul/push", s.prefix);
-    loop {
-        let (code, _) = http(&n1.agent.http(), "GET", &marker, b"", None);
-        if code == 200 {
-            Command::new("kill")
-                .args(["-STOP", &pusher.id().to_string()])
-                .status()
-                .unwrap();
-            let written = s
-                .kv_values()
-                .values()
-                .filter(|v| v.starts_with(b"generation 2"))
-                .count();
-            if written > 0 && written < files {
-                break;
-            }
-            Command::new("kill")
-                .args(["-CONT", &pusher.id().to_string()])
-                .status()
-                .unwrap();
-        }
-        assert!(
-            pusher.try_wait().unwrap().is_none(),
-            "the push finished before it could be observed"
-        );
-    }
+    tree.write(&n1, 2);
+    let mut pusher = freeze_push_midway(&s, &n1, &tree, 2);
     // Sample the watcher's directory while Consul holds the half-applied tree.
     let until = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < until {
         assert_eq!(
-            generations(),
+            tree.seen(&n2),
             ["1".to_owned()].into(),
             "watcher applied part of a push"
         );
     }
-    Command::new("kill")
-        .args(["-CONT", &pusher.id().to_string()])
-        .status()
-        .unwrap();
+    signal(&pusher, "CONT");
     // While the rest is written, every sample taken before the commit (the marker still there
     // after the sample) shows the old tree only.
+    let marker = format!("/v1/kv/{}/.fileconsul/push", s.prefix);
     let mut samples_before_commit = 0;
     loop {
-        let g = generations();
+        let g = tree.seen(&n2);
         if http(&n1.agent.http(), "GET", &marker, b"", None).0 != 200 {
             break;
         }
@@ -139,12 +90,11 @@ fn a_watcher_never_applies_half_a_push() {
     assert!(samples_before_commit > 0);
     // After the commit the watcher applies the push in one go.
     assert!(
-        wait_until(CONVERGE, || generations() == ["2".to_owned()].into()),
+        wait_until(CONVERGE, || tree.seen(&n2) == ["2".to_owned()].into()),
         "watcher did not converge: {}",
         w2.log()
     );
     assert!(pusher.wait().unwrap().success());
-    // One apply for the whole push.
     assert!(wait_until(CONVERGE, || w2
         .log()
         .contains("\"revision\":2,")));

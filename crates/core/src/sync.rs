@@ -26,7 +26,7 @@ use crate::plan::{plan, Change, ConflictKind, Decision, Version};
 use crate::push::{ContentSource, Outcome, PushOp, Pusher};
 use crate::remote::{read_tree, BadKey, RemoteEntry, RemoteTree, HEAD};
 use crate::state::{StateDir, StateEntry, SyncState};
-use crate::tree::{read_content, scan, LocalTree, Refusal};
+use crate::tree::{read_content, scan, LocalEntry, LocalTree, Refusal};
 
 /// What every verb needs to know.
 #[derive(Debug, Clone)]
@@ -229,14 +229,14 @@ pub(crate) fn local_mtime(base: &Path, path: &RelPath) -> i64 {
 fn record_in_sync(
     state: &mut SyncState,
     planned: &[(RelPath, Decision)],
-    local: &LocalTree,
-    remote: &RemoteTree,
+    local: &BTreeMap<RelPath, LocalEntry>,
+    remote: &BTreeMap<RelPath, RemoteEntry>,
 ) {
     for (path, decision) in planned {
         if *decision != Decision::InSync {
             continue;
         }
-        match (local.files.get(path), remote.files.get(path)) {
+        match (local.get(path), remote.get(path)) {
             (Some(l), Some(r)) => {
                 state
                     .files
@@ -406,7 +406,7 @@ pub fn push(settings: &Settings, options: PushOptions) -> Result<Report> {
         if options.dry_run {
             return Ok(report);
         }
-        record_in_sync(&mut state, &planned, &local, &remote);
+        record_in_sync(&mut state, &planned, &local.files, &remote.files);
         if ops.is_empty() {
             if deletion_guard(&state, &remote, &ctx.prefix).is_none() && remote.head.is_some() {
                 state.revision = state.revision.max(Some(remote.revision()));
@@ -552,20 +552,69 @@ pub(crate) fn pull_with(
     let planned = plan(&state, &local.files, &remote.files, |p| {
         ctx.filter.includes(p)
     });
+    apply_plan(
+        ctx,
+        &mut state,
+        Apply {
+            planned: &planned,
+            local: &local.files,
+            remote: &remote.files,
+            guard: guard.as_deref(),
+            refused: &refused,
+        },
+        writer,
+        deferred,
+        options,
+        &mut report,
+    );
+    if options.dry_run {
+        return Ok(report);
+    }
+    if guard.is_none() && remote.head.is_some() {
+        state.revision = Some(remote.revision());
+    }
+    ctx.state_dir.save(&mut state)?;
+    Ok(report)
+}
+
+/// What a pull applies: the decision for each path and the versions it was made from.
+pub(crate) struct Apply<'a> {
+    pub(crate) planned: &'a [(RelPath, Decision)],
+    pub(crate) local: &'a BTreeMap<RelPath, LocalEntry>,
+    pub(crate) remote: &'a BTreeMap<RelPath, RemoteEntry>,
+    /// Why local deletions must be held back, if they must.
+    pub(crate) guard: Option<&'a str>,
+    /// Local paths that cannot be shared: never overwritten.
+    pub(crate) refused: &'a BTreeSet<String>,
+}
+
+/// Applies pull decisions locally, shared by `pull` and `watch`: deletions (and, with `force`,
+/// local versions moved aside) first, then the files staged in `writer` are renamed in, then the
+/// `deferred` ones (whose parent was in the way until the deletions). Records in `state` what is
+/// now the same on both sides and lists in `report` what was pulled, kept, held or failed.
+pub(crate) fn apply_plan(
+    ctx: &Context,
+    state: &mut SyncState,
+    apply: Apply<'_>,
+    writer: LocalWriter,
+    deferred: Vec<(RelPath, Meta, Vec<u8>)>,
+    options: PullOptions,
+    report: &mut Report,
+) {
     let stamp = crate::state::now_ns().to_string();
 
     // Deletions (and local versions moved aside) first, then the staged files are renamed in.
     let mut pulled: BTreeMap<RelPath, Change> = BTreeMap::new();
-    for (path, decision) in &planned {
-        if refused.contains(path.as_str()) {
+    for (path, decision) in apply.planned {
+        if apply.refused.contains(path.as_str()) {
             continue;
         }
         match decision {
             Decision::Pull(Change::Delete) => {
-                if let Some(reason) = &guard {
+                if let Some(reason) = apply.guard {
                     report.held.push(Note {
                         path: path.to_string(),
-                        reason: reason.clone(),
+                        reason: reason.to_owned(),
                     });
                 } else if options.dry_run {
                     pulled.insert(path.clone(), Change::Delete);
@@ -616,7 +665,7 @@ pub(crate) fn pull_with(
     }
     if options.dry_run {
         report.pull = pulled.iter().map(|(p, c)| change(p, *c)).collect();
-        return Ok(report);
+        return;
     }
     let (mut written, mut failed) = writer.commit();
     if !deferred.is_empty() {
@@ -644,11 +693,11 @@ pub(crate) fn pull_with(
         });
     }
     // Record what is now the same on both sides.
-    record_in_sync(&mut state, &planned, &local, &remote);
+    record_in_sync(state, apply.planned, apply.local, apply.remote);
     for (path, c) in &pulled {
         if *c == Change::Delete {
             state.files.remove(path.as_str());
-        } else if let Some(r) = remote.files.get(path) {
+        } else if let Some(r) = apply.remote.get(path) {
             if written.contains(path) {
                 let mtime = local_mtime(&ctx.base, path);
                 state
@@ -662,9 +711,4 @@ pub(crate) fn pull_with(
         .filter(|(p, c)| **c == Change::Delete || written.contains(*p))
         .map(|(p, c)| change(p, *c))
         .collect();
-    if guard.is_none() && remote.head.is_some() {
-        state.revision = Some(remote.revision());
-    }
-    ctx.state_dir.save(&mut state)?;
-    Ok(report)
 }

@@ -17,7 +17,7 @@
 //! locked by a Consul session whose behaviour is `delete`, so the record of a watcher that dies
 //! disappears when its session ends (see `fileconsul nodes`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,11 +27,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::apply::{self, Blocked, LocalWriter};
+use crate::apply::{Blocked, LocalWriter};
 use crate::consul::{Client, TxnOp, TxnOutcome};
 use crate::error::{Error, Result};
 use crate::layout::{KeyClass, Prefix, RelPath};
-use crate::plan::{decide, Change, Decision, Version};
+use crate::plan::{decide, Decision, Version};
 use crate::push::{log_key, LogEntry};
 use crate::remote::{check_entry, HeadInfo, HEAD, LOG, NODES, PUSH_MARKER};
 use crate::state::{digest, now_ns, to_hex};
@@ -511,6 +511,7 @@ fn incremental(ctx: &Context, head: &HeadInfo, head_index: u64, force: bool) -> 
     // 2. The changed keys, under the same guard, staged as they arrive.
     let local = scan_paths(&ctx.base, changed.keys(), &state)?;
     let mut writer = LocalWriter::new(&ctx.base);
+    let mut deferred = Vec::new();
     let mut remote = BTreeMap::new();
     let sets: Vec<&RelPath> = changed
         .iter()
@@ -546,7 +547,8 @@ fn incremental(ctx: &Context, head: &HeadInfo, head_index: u64, force: bool) -> 
             {
                 match writer.stage(&path, r.meta, &bytes) {
                     Ok(()) => {}
-                    Err(Blocked::Parent(why)) => return Ok(Step::Full(why)),
+                    // The parent may be a file this change deletes: try again after deletions.
+                    Err(Blocked::Parent(_)) => deferred.push((path.clone(), r.meta, bytes.clone())),
                     Err(Blocked::Io(e)) => return Err(e),
                 }
             }
@@ -554,80 +556,36 @@ fn incremental(ctx: &Context, head: &HeadInfo, head_index: u64, force: bool) -> 
         }
     }
 
-    // 3. Apply: deletions, then the staged files; record the new state.
-    let stamp = now_ns().to_string();
-    let mut pulled: BTreeMap<RelPath, Change> = BTreeMap::new();
-    for path in changed.keys() {
-        let base = state.files.get(path.as_str()).map(Version::from);
-        let l = local.files.get(path);
-        let r = remote.get(path);
-        let decision = decide(base, l.map(Version::from), r.map(Version::from));
-        match decision {
-            Decision::Pull(Change::Delete) => match apply::delete(&ctx.base, path) {
-                Ok(()) => {
-                    pulled.insert(path.clone(), Change::Delete);
-                }
-                Err(e) => report.failed.push(sync::Note {
-                    path: path.to_string(),
-                    reason: e.to_string(),
-                }),
-            },
-            Decision::Pull(c) => {
-                pulled.insert(path.clone(), c);
-            }
-            Decision::Conflict(kind) if force => {
-                let copy = ctx.state_dir.conflict_copy(&stamp, path.as_str());
-                apply::keep_copy(&ctx.base, path, &copy)?;
-                report.kept.push(sync::Note {
-                    path: path.to_string(),
-                    reason: copy.display().to_string(),
-                });
-                if r.is_none() {
-                    apply::delete(&ctx.base, path)?;
-                    pulled.insert(path.clone(), Change::Delete);
-                } else {
-                    pulled.insert(path.clone(), Change::Modify);
-                }
-                let _ = kind;
-            }
-            Decision::Conflict(kind) => report.conflicts.push(sync::conflict(path, kind)),
-            Decision::InSync => match (l, r) {
-                (Some(l), Some(r)) => {
-                    state
-                        .files
-                        .insert(path.as_str().to_owned(), sync::state_entry(r, l.mtime_ns));
-                }
-                _ => {
-                    state.files.remove(path.as_str());
-                }
-            },
-            Decision::Push(_) => {}
-        }
-    }
-    let (written, failed) = writer.commit();
-    for (path, e) in failed {
-        pulled.remove(&path);
-        report.failed.push(sync::Note {
-            path: path.to_string(),
-            reason: e.to_string(),
-        });
-    }
-    let written: std::collections::BTreeSet<RelPath> = written.into_iter().collect();
-    for (path, c) in &pulled {
-        if *c == Change::Delete {
-            state.files.remove(path.as_str());
-        } else if let (Some(r), true) = (remote.get(path), written.contains(path)) {
-            let mtime = sync::local_mtime(&ctx.base, path);
-            state
-                .files
-                .insert(path.as_str().to_owned(), sync::state_entry(r, mtime));
-        }
-    }
-    report.pull = pulled
-        .iter()
-        .filter(|(p, c)| **c == Change::Delete || written.contains(*p))
-        .map(|(p, c)| sync::change(p, *c))
+    // 3. Apply with pull's rules; record the new state.
+    let planned: Vec<(RelPath, Decision)> = changed
+        .keys()
+        .map(|path| {
+            let decision = decide(
+                state.files.get(path.as_str()).map(Version::from),
+                local.files.get(path).map(Version::from),
+                remote.get(path).map(Version::from),
+            );
+            (path.clone(), decision)
+        })
         .collect();
+    sync::apply_plan(
+        ctx,
+        &mut state,
+        sync::Apply {
+            planned: &planned,
+            local: &local.files,
+            remote: &remote,
+            guard: None,
+            refused: &BTreeSet::new(),
+        },
+        writer,
+        deferred,
+        PullOptions {
+            dry_run: false,
+            force,
+        },
+        &mut report,
+    );
     report.revision = head.revision;
     state.revision = Some(head.revision);
     ctx.state_dir.save(&mut state)?;
