@@ -307,71 +307,74 @@ impl Pusher<'_> {
         // 1. Stage every new value and the plan.
         let mut records = Vec::with_capacity(ops.len());
         let mut expected: Vec<Option<Written>> = Vec::with_capacity(ops.len());
-        let mut stage = TxnBatcher::new(0, 0);
-        let mut big = Vec::new();
-        for (seq, op) in ops.iter().enumerate() {
-            records.push(PlanRecord {
-                path: op.path.as_str().to_owned(),
-                delete: op.change == Change::Delete,
-                cas: op.cas,
-                flags: encode_flags(op.meta),
-                seq,
-            });
-            if op.change == Change::Delete {
-                expected.push(None);
-                continue;
-            }
-            let value = source.content(&op.path, op.meta)?;
-            expected.push(Some(Written {
-                digest: digest(&value),
-                size: value.len() as u64,
-                meta: op.meta,
-                index: 0,
-            }));
-            let set = TxnOp::Set {
-                key: format!("{staging_dir}{seq:08}"),
-                value,
-                flags: encode_flags(op.meta),
-            };
-            if stage.fits_alone(&set) {
-                stage.push(set);
-            } else {
-                big.push(set);
-            }
-        }
-        let plan = serde_json::to_vec(&records).unwrap_or_default();
-        let chunks: Vec<&[u8]> = plan.chunks(256 * 1024).collect();
-        for (n, chunk) in chunks.iter().enumerate() {
-            stage.push(TxnOp::Set {
-                key: format!("{staging_dir}plan-{n:04}"),
-                value: chunk.to_vec(),
-                flags: 0,
-            });
-        }
         let cleanup = TxnOp::DeleteTree {
             prefix: staging_dir.clone(),
         };
-        let staged = run_parallel(stage.into_batches(), |batch| {
-            match self.client.txn(&batch)? {
+        let send = |batches: Vec<Vec<TxnOp>>| {
+            run_parallel(batches, |batch| match self.client.txn(&batch)? {
                 TxnOutcome::Applied(_) => Ok(()),
                 TxnOutcome::RolledBack(e) => Err(Error::Protocol {
                     what: "staging a push".into(),
                     detail: describe(&batch, &e),
                 }),
-            }
-        })
-        .and_then(|()| {
-            for op in &big {
-                if let TxnOp::Set { key, value, flags } = op {
+            })
+        };
+        // Batches go out as soon as a few are full, so a large push never sits in memory.
+        let mut staged = || -> Result<usize> {
+            let mut stage = TxnBatcher::new(0, 0);
+            for (seq, op) in ops.iter().enumerate() {
+                records.push(PlanRecord {
+                    path: op.path.as_str().to_owned(),
+                    delete: op.change == Change::Delete,
+                    cas: op.cas,
+                    flags: encode_flags(op.meta),
+                    seq,
+                });
+                if op.change == Change::Delete {
+                    expected.push(None);
+                    continue;
+                }
+                let value = source.content(&op.path, op.meta)?;
+                expected.push(Some(Written {
+                    digest: digest(&value),
+                    size: value.len() as u64,
+                    meta: op.meta,
+                    index: 0,
+                }));
+                let set = TxnOp::Set {
+                    key: format!("{staging_dir}{seq:08}"),
+                    value,
+                    flags: encode_flags(op.meta),
+                };
+                if let (false, TxnOp::Set { key, value, flags }) = (stage.fits_alone(&set), &set) {
                     self.client.put_cas(key, value, *flags, 0)?;
+                } else {
+                    stage.push(set);
+                }
+                if stage.full_count() >= PARALLEL_TXNS {
+                    send(stage.take_full())?;
                 }
             }
-            Ok(())
-        });
-        if let Err(e) = staged {
-            let _ = self.client.txn(std::slice::from_ref(&cleanup));
-            return Err(e);
-        }
+            let plan = serde_json::to_vec(&records).unwrap_or_default();
+            let chunks = plan.chunks(256 * 1024);
+            let count = chunks.len();
+            for (n, chunk) in chunks.enumerate() {
+                stage.push(TxnOp::Set {
+                    key: format!("{staging_dir}plan-{n:04}"),
+                    value: chunk.to_vec(),
+                    flags: 0,
+                });
+            }
+            send(stage.into_batches())?;
+            Ok(count)
+        };
+        let plan_chunks = match staged() {
+            Ok(count) => count,
+            Err(e) => {
+                let _ = self.client.txn(std::slice::from_ref(&cleanup));
+                return Err(e);
+            }
+        };
 
         // 2. Take the push marker, on condition that nobody pushed since the read.
         let marker_key = self.prefix.reserved(PUSH_MARKER);
@@ -379,7 +382,7 @@ impl Pusher<'_> {
             id: id.clone(),
             node: self.node.clone(),
             time: timestamp(),
-            plan_chunks: chunks.len(),
+            plan_chunks,
         };
         let head_check = match head {
             Some(h) => TxnOp::CheckIndex {

@@ -199,6 +199,18 @@ impl TxnBatcher {
         }
     }
 
+    /// Takes the batches that are full, leaving the one still being filled.
+    pub fn take_full(&mut self) -> Vec<Vec<TxnOp>> {
+        let open = self.batches.pop().unwrap_or_default();
+        let full = std::mem::replace(&mut self.batches, vec![open]);
+        full.into_iter().filter(|b| !b.is_empty()).collect()
+    }
+
+    /// How many batches are full.
+    pub fn full_count(&self) -> usize {
+        self.batches.len().saturating_sub(1)
+    }
+
     pub fn into_batches(self) -> Vec<Vec<TxnOp>> {
         self.batches.into_iter().filter(|b| !b.is_empty()).collect()
     }
@@ -232,6 +244,18 @@ mod tests {
                 body.len()
             );
         }
+        let mut streamed = TxnBatcher::new(0, 0);
+        let mut sent = 0;
+        for i in 0..300 {
+            streamed.push(TxnOp::Delete {
+                key: format!("k{i}"),
+            });
+            if streamed.full_count() >= 2 {
+                sent += streamed.take_full().iter().map(Vec::len).sum::<usize>();
+            }
+        }
+        sent += streamed.into_batches().iter().map(Vec::len).sum::<usize>();
+        assert_eq!(sent, 300);
         let mut big = TxnBatcher::new(4, 1000);
         for i in 0..3 {
             big.push(TxnOp::Set {
