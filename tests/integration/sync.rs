@@ -480,3 +480,18 @@ fn path_patterns_and_ignore_file_limit_a_run() {
         .stdout_has("config/a.json");
     assert!(!n2.exists("config/a.json"), "--dry-run wrote");
 }
+
+#[test]
+fn a_key_changed_by_another_tool_is_never_overwritten() {
+    let s = Cluster::shared().scenario("foreign-write");
+    let n1 = s.node(1);
+    n1.write("f", "pushed\n").write("g", "g\n");
+    n1.fc(&["push"]).ok();
+    // Another tool writes the key; fileconsul's head does not move.
+    s.kv_put("f", b"written by consul kv put\n");
+    n1.write("f", "edited locally\n").write("g", "g2\n");
+    n1.fc(&["push"]).code(4).stdout_has("both modified:      f");
+    assert_eq!(s.kv_get("f").unwrap(), b"written by consul kv put\n");
+    assert_eq!(s.kv_get("g").unwrap(), b"g2\n");
+    n1.fc(&["status"]).code(4).stdout_has("both modified:      f");
+}

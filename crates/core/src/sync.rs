@@ -351,11 +351,22 @@ pub fn push(settings: &Settings, options: PushOptions) -> Result<Report> {
     let deadline = Instant::now() + ctx.wait;
     let mut node: Option<String> = None;
     let mut attempts = 0;
+    // The first attempt skips the recursive read when nobody pushed since the last sync.
+    let mut full_read = false;
     loop {
         attempts += 1;
-        let remote = read_tree(&ctx.client, &ctx.prefix, &ctx.filter, &state, |_, _, _| {
-            Ok(())
-        })?;
+        let known = if full_read {
+            None
+        } else {
+            remote_as_recorded(&ctx, &state)?
+        };
+        let remote = match known {
+            Some(remote) => remote,
+            None => read_tree(&ctx.client, &ctx.prefix, &ctx.filter, &state, |_, _, _| {
+                Ok(())
+            })?,
+        };
+        full_read = true;
         if let Some(marker) = remote.marker.as_ref().filter(|m| !m.live) {
             let pusher = Pusher {
                 client: &ctx.client,
@@ -470,6 +481,49 @@ pub fn push(settings: &Settings, options: PushOptions) -> Result<Report> {
             }
         }
     }
+}
+
+/// Consul's tree as the sync state recorded it, when the head shows that no push happened since
+/// the last sync (`None` otherwise). A push planned on it costs one small read instead of a read
+/// of the whole prefix. It is safe: every write is conditional on the recorded `ModifyIndex`, so a
+/// key another tool changed fails the transaction, and the push then reads everything.
+fn remote_as_recorded(ctx: &Context, state: &SyncState) -> Result<Option<RemoteTree>> {
+    let Some(revision) = state.revision else {
+        return Ok(None);
+    };
+    let (entry, index) = ctx.client.get(&ctx.prefix.reserved(HEAD), None)?;
+    let Some(entry) = entry else {
+        return Ok(None);
+    };
+    let Ok(info) = serde_json::from_slice::<crate::remote::HeadInfo>(&entry.value()?) else {
+        return Ok(None);
+    };
+    if info.revision != revision {
+        return Ok(None);
+    }
+    let mut tree = RemoteTree {
+        head: Some(crate::remote::Head {
+            info,
+            modify_index: entry.modify_index,
+        }),
+        read_index: index,
+        ..RemoteTree::default()
+    };
+    for (path, known) in &state.files {
+        let Ok(path) = RelPath::parse(path) else {
+            continue;
+        };
+        if ctx.filter.includes(&path) {
+            let remote = RemoteEntry {
+                meta: known.meta(),
+                size: known.size,
+                digest: known.digest,
+                modify_index: known.index,
+            };
+            tree.files.insert(path, remote);
+        }
+    }
+    Ok(Some(tree))
 }
 
 fn node_name(client: &Client, cache: &mut Option<String>) -> Result<String> {
