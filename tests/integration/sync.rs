@@ -493,5 +493,7 @@ fn a_key_changed_by_another_tool_is_never_overwritten() {
     n1.fc(&["push"]).code(4).stdout_has("both modified:      f");
     assert_eq!(s.kv_get("f").unwrap(), b"written by consul kv put\n");
     assert_eq!(s.kv_get("g").unwrap(), b"g2\n");
-    n1.fc(&["status"]).code(4).stdout_has("both modified:      f");
+    n1.fc(&["status"])
+        .code(4)
+        .stdout_has("both modified:      f");
 }
