@@ -128,7 +128,9 @@ impl Agent {
             "{script} >'{dir}/agent.log' 2>&1 & agent=$!; echo $agent >'{dir}/agent.pid'; \
              trap 'kill $agent 2>/dev/null; exit 0' TERM INT; \
              while kill -0 {owner} 2>/dev/null && kill -0 $agent 2>/dev/null; do sleep 0.3; done; \
-             kill $agent 2>/dev/null; wait $agent",
+             kill $agent 2>/dev/null; \
+             for i in $(seq 30); do kill -0 $agent 2>/dev/null || exit 0; sleep 0.1; done; \
+             kill -9 $agent 2>/dev/null",
             dir = self.data_dir.display(),
             owner = std::process::id(),
         );
