@@ -188,3 +188,64 @@ fn tempfile_dir(name: &str) -> String {
     std::fs::create_dir_all(&dir).unwrap();
     dir.to_string_lossy().into_owned()
 }
+
+#[test]
+fn tls_settings_follow_the_consul_cli_environment() {
+    let cluster = Cluster::builder().nodes(1).tls().start();
+    let s = cluster.scenario("tls");
+    let n1 = s.node(1);
+    n1.write("f", "over https");
+    let dir = cluster.tls_dir();
+    let https = format!("https://{}:8501", cluster.agents[0].addr);
+    let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let (ca, cert, key) = (
+        file("consul-agent-ca.pem"),
+        file("dc1-client-consul-0.pem"),
+        file("dc1-client-consul-0-key.pem"),
+    );
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        // No --addr: CONSUL_HTTP_ADDR is what is tested here.
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fileconsul"));
+        cmd.args([
+            "--prefix",
+            &s.prefix,
+            "--basepath",
+            n1.dir.to_str().unwrap(),
+        ]);
+        cmd.args(args).env_remove("CONSUL_HTTP_TOKEN");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        crate::harness::Run::from(cmd.output().unwrap(), args)
+    };
+    let full = [
+        ("CONSUL_HTTP_ADDR", https.as_str()),
+        ("CONSUL_CACERT", ca.as_str()),
+        ("CONSUL_CLIENT_CERT", cert.as_str()),
+        ("CONSUL_CLIENT_KEY", key.as_str()),
+    ];
+    run(&full, &["push"])
+        .ok()
+        .stdout_has("push new file:      f");
+    assert_eq!(s.kv_get("f").unwrap(), b"over https");
+    // No client certificate: the agent refuses the handshake.
+    run(&full[..2], &["status"]).code(3);
+    // No CA: the agent's certificate is not trusted.
+    run(&[full[0], full[2], full[3]], &["status"])
+        .code(3)
+        .stderr_has("UnknownIssuer");
+    // CONSUL_HTTP_SSL with a bare address, and verification off.
+    let bare = format!("{}:8501", cluster.agents[0].addr);
+    let insecure = [
+        ("CONSUL_HTTP_ADDR", bare.as_str()),
+        ("CONSUL_HTTP_SSL", "true"),
+        ("CONSUL_HTTP_SSL_VERIFY", "false"),
+        ("CONSUL_CLIENT_CERT", cert.as_str()),
+        ("CONSUL_CLIENT_KEY", key.as_str()),
+    ];
+    run(&insecure, &["status"])
+        .ok()
+        .stdout_has("Already up-to-date.");
+    // A client certificate without its key is a usage error.
+    run(&[full[0], full[2]], &["status"]).code(2);
+}

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const PORTS: [u16; 5] = [8500, 8300, 8301, 8302, 8600];
+const PORTS: [u16; 6] = [8500, 8501, 8300, 8301, 8302, 8600];
 
 fn project_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -193,6 +193,7 @@ pub struct Cluster {
 pub struct ClusterBuilder {
     nodes: usize,
     acl_master: Option<String>,
+    tls: bool,
 }
 
 impl ClusterBuilder {
@@ -207,6 +208,13 @@ impl ClusterBuilder {
         self
     }
 
+    /// Serves HTTPS on port 8501 too, with certificates from `consul tls`, requiring a client
+    /// certificate (HTTP on 8500 stays, for set-up). The files land in [`Cluster::tls_dir`].
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
     pub fn start(self) -> Cluster {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         sweep_dead_clusters();
@@ -218,6 +226,32 @@ impl ClusterBuilder {
         ));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
+        if self.tls {
+            let consul = consul_binary();
+            let mut create = vec![
+                vec!["tls", "ca", "create"],
+                vec!["tls", "cert", "create", "-client"],
+            ];
+            let mut server = vec!["tls", "cert", "create", "-server"];
+            let ip_flags: Vec<String> = addrs
+                .iter()
+                .map(|a| format!("-additional-ipaddress={a}"))
+                .collect();
+            server.extend(ip_flags.iter().map(String::as_str));
+            create.push(server);
+            for args in create {
+                let out = Command::new(&consul)
+                    .args(&args)
+                    .current_dir(&dir)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "consul {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
         let mut agents = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
             let name = format!("node{}", i + 1);
@@ -243,6 +277,15 @@ impl ClusterBuilder {
                 args.push(format!(
                     "-hcl=acl {{ enabled = true default_policy = \"deny\" \
                      tokens {{ master = \"{token}\" agent = \"{token}\" }} }}"
+                ));
+            }
+            if self.tls {
+                args.push(format!(
+                    "-hcl=ports {{ https = 8501 }} verify_incoming_https = true \
+                     ca_file = \"{d}/consul-agent-ca.pem\" \
+                     cert_file = \"{d}/dc1-server-consul-0.pem\" \
+                     key_file = \"{d}/dc1-server-consul-0-key.pem\"",
+                    d = dir.display()
                 ));
             }
             let mut agent = Agent {
@@ -313,7 +356,13 @@ impl Cluster {
         ClusterBuilder {
             nodes: 3,
             acl_master: None,
+            tls: false,
         }
+    }
+
+    /// Where the CA, client and server certificates of a `.tls()` cluster are.
+    pub fn tls_dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The 3-agent cluster shared by the tests of this binary.
