@@ -346,3 +346,43 @@ fn pull_works_as_a_consul_watch_handler() {
     let _ = watch.kill();
     let _ = watch.wait();
 }
+
+#[test]
+fn push_and_pull_work_on_a_node_that_runs_a_watcher() {
+    let s = Cluster::shared().scenario("watch-and-push");
+    let (n1, n2) = (s.node(1), s.node(2));
+    n1.write("a", "1");
+    n1.fc(&["push"]).ok();
+    let w2 = n2.watch(&[]);
+    n2.write("from-node2", "edited where the watcher runs");
+    let mut push = n2
+        .command(&["push"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = push.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = push.kill();
+            panic!("push blocked on a node running a watcher: {}", w2.log());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    n1.fc(&["pull"]).ok();
+    assert_eq!(n1.read("from-node2"), b"edited where the watcher runs");
+    // The watcher does not undo or trip over its own node's push.
+    n1.write("a", "2");
+    n1.fc(&["push"]).ok();
+    assert!(
+        wait_until(CONVERGE, || n2.read("a") == b"2"),
+        "{}",
+        w2.log()
+    );
+    assert_eq!(n2.read("from-node2"), b"edited where the watcher runs");
+    n2.fc(&["pull"]).ok().stdout_has("Already up-to-date.");
+    assert!(!w2.log().contains("\"conflicts\":[\""), "{}", w2.log());
+}

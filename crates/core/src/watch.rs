@@ -626,7 +626,6 @@ fn read_head(ctx: &Context, block: Option<(u64, Duration)>) -> Result<(Option<He
 pub fn watch(settings: &Settings, options: &WatchOptions, stop: Arc<Stop>) -> Result<()> {
     let log = Log::new(options.json_logs);
     let ctx = Context::open(settings)?;
-    let _lock = ctx.state_dir.lock()?;
     let exec = options
         .exec
         .clone()
@@ -675,6 +674,9 @@ pub fn watch(settings: &Settings, options: &WatchOptions, stop: Arc<Stop>) -> Re
                 if stop.requested() {
                     return Ok(());
                 }
+                // The base directory's lock is held only while applying, so that `push` and
+                // `pull` can run on a node that runs a watcher.
+                let _lock = ctx.state_dir.lock()?;
                 let started = Instant::now();
                 let state = ctx.load_state()?;
                 let local = scan(&ctx.base, &ctx.filter, &state)?;
@@ -722,7 +724,10 @@ pub fn watch(settings: &Settings, options: &WatchOptions, stop: Arc<Stop>) -> Re
                     return Ok(());
                 }
                 let started = Instant::now();
-                match incremental(&ctx, &head, index, options.force)? {
+                let lock = ctx.state_dir.lock()?;
+                let step = incremental(&ctx, &head, index, options.force)?;
+                drop(lock);
+                match step {
                     Step::Applied(revision, report) => {
                         drop(guard);
                         log_report(&log, "applied", &report, started, ctx.client.bytes_read());
