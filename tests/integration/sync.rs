@@ -497,3 +497,53 @@ fn a_key_changed_by_another_tool_is_never_overwritten() {
         .code(4)
         .stdout_has("both modified:      f");
 }
+
+#[test]
+fn concurrent_pushers_never_overwrite_each_other() {
+    let s = Cluster::shared().scenario("concurrent");
+    let (n1, n2) = (s.node(1), s.node(2));
+    n1.write("shared.conf", "base\n");
+    n1.fc(&["push"]).ok();
+    n2.fc(&["pull"]).ok();
+    for round in 0..3 {
+        // Different files at the same moment: both land.
+        n1.write(&format!("one-{round}"), "1");
+        n2.write(&format!("two-{round}"), "2");
+        let (a, b) = std::thread::scope(|scope| {
+            let a = scope.spawn(|| n1.fc(&["push"]).code);
+            let b = scope.spawn(|| n2.fc(&["push"]).code);
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert_eq!((a, b), (0, 0));
+        assert!(
+            s.kv_get(&format!("one-{round}")).is_some()
+                && s.kv_get(&format!("two-{round}")).is_some()
+        );
+        // The same file at the same moment: one wins, the other is refused, nothing is lost.
+        n1.fc(&["pull"]).ok();
+        n2.fc(&["pull"]).ok();
+        let mine = |n: u32| format!("round {round} from node {n}\n");
+        n1.write("shared.conf", mine(1));
+        n2.write("shared.conf", mine(2));
+        let (a, b) = std::thread::scope(|scope| {
+            let a = scope.spawn(|| n1.fc(&["push"]).code);
+            let b = scope.spawn(|| n2.fc(&["push"]).code);
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let stored = String::from_utf8(s.kv_get("shared.conf").unwrap()).unwrap();
+        match (a, b) {
+            (0, 4) => assert_eq!(stored, mine(1)),
+            (4, 0) => assert_eq!(stored, mine(2)),
+            other => panic!("exit codes {other:?}: exactly one push must win"),
+        }
+        // The loser still has its version and sees the conflict.
+        let loser = if a == 4 { &n1 } else { &n2 };
+        loser
+            .fc(&["status"])
+            .code(4)
+            .stdout_has("both modified:      shared.conf");
+        loser.fc(&["pull", "--force"]).ok();
+        let winner = if a == 4 { &n2 } else { &n1 };
+        winner.fc(&["pull"]).ok();
+    }
+}
