@@ -172,7 +172,9 @@ pub fn render_nodes(
         "{:<20} {:>9}  {:<8} {:>11}  BASEPATH",
         "NODE", "REVISION", "STATE", "APPLIED"
     )?;
+    let now = (crate::state::now_ns() / 1_000_000_000) as u64;
     for n in &report.nodes {
+        let ago = format!("{}s ago", now.saturating_sub(n.record.applied_at));
         let state = match (n.alive, n.current) {
             (false, _) => "gone",
             (true, true) => "current",
@@ -181,7 +183,7 @@ pub fn render_nodes(
         writeln!(
             out,
             "{:<20} {:>9}  {:<8} {:>11}  {}",
-            n.record.node, n.record.revision, state, n.record.applied_at, n.record.basepath
+            n.record.node, n.record.revision, state, ago, n.record.basepath
         )?;
     }
     Ok(())
