@@ -91,6 +91,26 @@ impl RemoteTree {
     }
 }
 
+/// Reads the head key alone (with `block`, as a blocking query): the head if it exists and can be
+/// read, and the `X-Consul-Index` of the answer. An unreadable head counts as none.
+pub fn read_head(
+    client: &Client,
+    prefix: &Prefix,
+    block: Option<(ReadIndex, std::time::Duration)>,
+) -> Result<(Option<Head>, ReadIndex)> {
+    let (entry, index) = client.get(&prefix.reserved(HEAD), block)?;
+    let head = match entry {
+        Some(e) => serde_json::from_slice::<HeadInfo>(&e.value()?)
+            .ok()
+            .map(|info| Head {
+                info,
+                modify_index: e.modify_index,
+            }),
+        None => None,
+    };
+    Ok((head, index))
+}
+
 /// Checks an entry's flags and value and makes a [`RemoteEntry`] from it, or says why the key
 /// cannot be a file. `value` is the decoded value (`None`: reuse what the state knows).
 pub fn check_entry(

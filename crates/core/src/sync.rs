@@ -24,7 +24,7 @@ use crate::filter::Filter;
 use crate::layout::{Kind, Meta, Prefix, RelPath, MAX_VALUE_SIZE};
 use crate::plan::{plan, Change, ConflictKind, Decision, Version};
 use crate::push::{ContentSource, Outcome, PushOp, Pusher};
-use crate::remote::{read_tree, BadKey, RemoteEntry, RemoteTree, HEAD};
+use crate::remote::{read_head, read_tree, BadKey, RemoteEntry, RemoteTree, HEAD};
 use crate::state::{StateDir, StateEntry, SyncState};
 use crate::tree::{read_content, scan, LocalEntry, LocalTree, Refusal};
 
@@ -491,21 +491,14 @@ fn remote_as_recorded(ctx: &Context, state: &SyncState) -> Result<Option<RemoteT
     let Some(revision) = state.revision else {
         return Ok(None);
     };
-    let (entry, index) = ctx.client.get(&ctx.prefix.reserved(HEAD), None)?;
-    let Some(entry) = entry else {
+    let (Some(head), index) = read_head(&ctx.client, &ctx.prefix, None)? else {
         return Ok(None);
     };
-    let Ok(info) = serde_json::from_slice::<crate::remote::HeadInfo>(&entry.value()?) else {
-        return Ok(None);
-    };
-    if info.revision != revision {
+    if head.info.revision != revision {
         return Ok(None);
     }
     let mut tree = RemoteTree {
-        head: Some(crate::remote::Head {
-            info,
-            modify_index: entry.modify_index,
-        }),
+        head: Some(head),
         read_index: index,
         ..RemoteTree::default()
     };

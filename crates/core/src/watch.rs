@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::layout::{KeyClass, Prefix, RelPath};
 use crate::plan::{decide, Decision, Version};
 use crate::push::{log_key, LogEntry};
-use crate::remote::{check_entry, HeadInfo, HEAD, LOG, NODES, PUSH_MARKER};
+use crate::remote::{check_entry, read_head, HeadInfo, HEAD, LOG, NODES, PUSH_MARKER};
 use crate::state::{digest, now_ns, to_hex};
 use crate::sync::{self, Context, PathChange, PullOptions, Report, Settings};
 use crate::tree::{scan, scan_paths};
@@ -612,15 +612,6 @@ fn paths_of(changes: &[PathChange]) -> Vec<String> {
     changes.iter().map(|c| c.path.clone()).collect()
 }
 
-fn read_head(ctx: &Context, block: Option<(u64, Duration)>) -> Result<(Option<HeadInfo>, u64)> {
-    let (entry, index) = ctx.client.get(&ctx.prefix.reserved(HEAD), block)?;
-    let head = match entry {
-        Some(e) => serde_json::from_slice::<HeadInfo>(&e.value()?).ok(),
-        None => None,
-    };
-    Ok((head, index))
-}
-
 /// Runs the watch until `stop` is requested. Errors from Consul are logged and retried; only
 /// errors that retrying cannot fix (bad settings, the local directory) end the watch.
 pub fn watch(settings: &Settings, options: &WatchOptions, stop: Arc<Stop>) -> Result<()> {
@@ -669,7 +660,7 @@ pub fn watch(settings: &Settings, options: &WatchOptions, stop: Arc<Stop>) -> Re
             }
             let mut applied: Option<(u64, Report)> = None;
             if need_full {
-                let (_, head_index) = read_head(&ctx, None)?;
+                let (_, head_index) = read_head(&ctx.client, &ctx.prefix, None)?;
                 let guard = stop.applying.lock().unwrap_or_else(|p| p.into_inner());
                 if stop.requested() {
                     return Ok(());
@@ -697,7 +688,11 @@ pub fn watch(settings: &Settings, options: &WatchOptions, stop: Arc<Stop>) -> Re
                         stop.sleep(wait);
                     }
                 }
-                let (head, new_index) = read_head(&ctx, Some((index.max(1), options.block)))?;
+                let (head, new_index) = read_head(
+                    &ctx.client,
+                    &ctx.prefix,
+                    Some((index.max(1), options.block)),
+                )?;
                 if stop.requested() {
                     return Ok(());
                 }
@@ -725,7 +720,7 @@ pub fn watch(settings: &Settings, options: &WatchOptions, stop: Arc<Stop>) -> Re
                 }
                 let started = Instant::now();
                 let lock = ctx.state_dir.lock()?;
-                let step = incremental(&ctx, &head, index, options.force)?;
+                let step = incremental(&ctx, &head.info, index, options.force)?;
                 drop(lock);
                 match step {
                     Step::Applied(revision, report) => {
@@ -860,13 +855,8 @@ pub struct NodesReport {
 /// current.
 pub fn nodes(settings: &Settings) -> Result<NodesReport> {
     let client = Client::new(&settings.consul)?;
-    let (head, _) = client.get(&settings.prefix.reserved(HEAD), None)?;
-    let revision = match head {
-        Some(e) => serde_json::from_slice::<HeadInfo>(&e.value()?)
-            .map(|h| h.revision)
-            .unwrap_or(0),
-        None => 0,
-    };
+    let (head, _) = read_head(&client, &settings.prefix, None)?;
+    let revision = head.map_or(0, |h| h.info.revision);
     let mut nodes = Vec::new();
     client.list(&settings.prefix.reserved(&format!("{NODES}/")), |entry| {
         if let Ok(record) = serde_json::from_slice::<NodeRecord>(&entry.value()?) {
