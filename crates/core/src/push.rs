@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::consul::{Client, TxnBatcher, TxnOp, TxnOutcome, TXN_MAX_BODY, TXN_MAX_OPS};
+use crate::consul::{wire_size, Client, TxnBatcher, TxnOp, TxnOutcome, TXN_MAX_BODY, TXN_MAX_OPS};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::layout::{encode_flags, Meta, Prefix, RelPath};
@@ -453,40 +453,22 @@ impl Pusher<'_> {
             session: session.to_owned(),
         };
         let renewed = Mutex::new(Instant::now());
+        // Items are batched by index and their values read batch by batch, so that a large push
+        // never sits in memory at once; values too large for a transaction go on their own.
         let mut big = Vec::new();
-        // Values are read batch by batch so that a large push never sits in memory at once.
-        let mut batches: Vec<Vec<usize>> = vec![Vec::new()];
-        {
-            let mut count = 0;
-            let mut bytes = 0;
-            for (i, item) in items.iter().enumerate() {
-                let size = item
-                    .written
-                    .as_ref()
-                    .map_or(0, |w| w.size as usize)
-                    .div_ceil(3)
-                    * 4
-                    + 160
-                    + item.path.as_str().len() * 2;
-                if size > TXN_MAX_BODY - 1024 {
-                    big.push(i);
-                    continue;
-                }
-                if count == TXN_MAX_OPS - 1 || bytes + size > TXN_MAX_BODY - 1024 {
-                    batches.push(Vec::new());
-                    count = 0;
-                    bytes = 0;
-                }
-                count += 1;
-                bytes += size;
-                if let Some(b) = batches.last_mut() {
-                    b.push(i);
-                }
+        let mut batcher: TxnBatcher<usize> = TxnBatcher::new(1, 1024);
+        for (i, item) in items.iter().enumerate() {
+            let value_len = item.written.as_ref().map_or(0, |w| w.size as usize);
+            let size = wire_size(self.prefix.key_for(&item.path).len(), value_len);
+            if batcher.fits(size) {
+                batcher.push_sized(i, size);
+            } else {
+                big.push(i);
             }
         }
+        let batches = batcher.into_batches();
         let indexes: Mutex<HashMap<usize, u64>> = Mutex::new(HashMap::new());
         let skipped: Mutex<Vec<(RelPath, String)>> = Mutex::new(Vec::new());
-        let batches: Vec<Vec<usize>> = batches.into_iter().filter(|b| !b.is_empty()).collect();
         run_parallel(batches, |batch: Vec<usize>| {
             self.renew_if_due(session, &renewed)?;
             let mut members = batch;

@@ -10,4 +10,4 @@ mod txn;
 
 pub use client::{Client, KvEntry, ReadIndex, TxnOutcome};
 pub use config::{ConnectionFlags, ConsulConfig, Secret, TlsSettings, DEFAULT_TIMEOUT};
-pub use txn::{TxnBatcher, TxnOp, TXN_MAX_BODY, TXN_MAX_OPS};
+pub use txn::{wire_size, TxnBatcher, TxnOp, TXN_MAX_BODY, TXN_MAX_OPS};

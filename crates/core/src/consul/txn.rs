@@ -145,13 +145,19 @@ impl TxnOp {
     pub fn wire_size(&self) -> usize {
         let value_len = match self {
             TxnOp::Cas { value, .. } | TxnOp::Set { value, .. } | TxnOp::Lock { value, .. } => {
-                value.len().div_ceil(3) * 4
+                value.len()
             }
             _ => 0,
         };
-        // Verb, field names, flags, index and session: under 160 bytes; keys are JSON-escaped.
-        160 + self.key().len() * 2 + value_len
+        wire_size(self.key().len(), value_len)
     }
+}
+
+/// The size an operation on a key of `key_len` bytes with a value of `value_len` bytes adds to a
+/// request body: verb, field names, flags, index and session take under 160 bytes, keys may be
+/// JSON-escaped, values travel in base64.
+pub fn wire_size(key_len: usize, value_len: usize) -> usize {
+    160 + key_len * 2 + value_len.div_ceil(3) * 4
 }
 
 /// Serializes operations as a `/v1/txn` request body.
@@ -161,17 +167,19 @@ pub fn encode_body(ops: &[TxnOp]) -> Vec<u8> {
     serde_json::to_vec(&wire).unwrap_or_default()
 }
 
-/// Packs operations into transactions that each fit Consul's limits, keeping `reserved_ops` and
+/// Packs items into transactions that each fit Consul's limits, keeping `reserved_ops` and
 /// `reserved_bytes` free in every batch for operations the caller adds (checks, head updates).
+/// The items are operations, or anything the caller turns into one operation later (so that a
+/// value need not be read before its batch is sent).
 #[derive(Debug)]
-pub struct TxnBatcher {
-    batches: Vec<Vec<TxnOp>>,
+pub struct TxnBatcher<T = TxnOp> {
+    batches: Vec<Vec<T>>,
     bytes: usize,
     max_ops: usize,
     max_bytes: usize,
 }
 
-impl TxnBatcher {
+impl<T> TxnBatcher<T> {
     pub fn new(reserved_ops: usize, reserved_bytes: usize) -> Self {
         TxnBatcher {
             batches: vec![Vec::new()],
@@ -181,13 +189,13 @@ impl TxnBatcher {
         }
     }
 
-    /// Whether one operation of this wire size can go through a transaction at all.
-    pub fn fits_alone(&self, op: &TxnOp) -> bool {
-        op.wire_size() <= self.max_bytes
+    /// Whether an operation of this wire size can go through a transaction at all.
+    pub fn fits(&self, size: usize) -> bool {
+        size <= self.max_bytes
     }
 
-    pub fn push(&mut self, op: TxnOp) {
-        let size = op.wire_size();
+    /// Adds an item whose operation has this wire size.
+    pub fn push_sized(&mut self, item: T, size: usize) {
         let current = self.batches.last().map_or(0, Vec::len);
         if current > 0 && (current == self.max_ops || self.bytes + size > self.max_bytes) {
             self.batches.push(Vec::new());
@@ -195,12 +203,12 @@ impl TxnBatcher {
         }
         self.bytes += size;
         if let Some(batch) = self.batches.last_mut() {
-            batch.push(op);
+            batch.push(item);
         }
     }
 
     /// Takes the batches that are full, leaving the one still being filled.
-    pub fn take_full(&mut self) -> Vec<Vec<TxnOp>> {
+    pub fn take_full(&mut self) -> Vec<Vec<T>> {
         let open = self.batches.pop().unwrap_or_default();
         let full = std::mem::replace(&mut self.batches, vec![open]);
         full.into_iter().filter(|b| !b.is_empty()).collect()
@@ -211,8 +219,20 @@ impl TxnBatcher {
         self.batches.len().saturating_sub(1)
     }
 
-    pub fn into_batches(self) -> Vec<Vec<TxnOp>> {
+    pub fn into_batches(self) -> Vec<Vec<T>> {
         self.batches.into_iter().filter(|b| !b.is_empty()).collect()
+    }
+}
+
+impl TxnBatcher<TxnOp> {
+    /// Whether this operation can go through a transaction at all.
+    pub fn fits_alone(&self, op: &TxnOp) -> bool {
+        self.fits(op.wire_size())
+    }
+
+    pub fn push(&mut self, op: TxnOp) {
+        let size = op.wire_size();
+        self.push_sized(op, size);
     }
 }
 
