@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use fileconsul_core::consul::{ConnectionFlags, ConsulConfig};
+use fileconsul_core::consul::{ConnectionFlags, ConsulConfig, DEFAULT_TIMEOUT};
 use fileconsul_core::layout::Prefix;
 use fileconsul_core::{Result, Settings};
 
@@ -64,7 +64,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Seconds to wait for an agent's answer
-    #[arg(long, global = true, default_value_t = 10.0, value_name = "SECONDS")]
+    #[arg(long, global = true, default_value_t = DEFAULT_TIMEOUT.as_secs_f64(), value_name = "SECONDS")]
     pub timeout: f64,
     /// Seconds to wait for another node's push in progress to finish
     #[arg(long, global = true, default_value_t = 30.0, value_name = "SECONDS")]

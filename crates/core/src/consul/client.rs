@@ -244,6 +244,8 @@ impl Client {
         }
     }
 
+    /// Sends a `GET` (any other `method` is a `PUT` with `body`), with the token and a response
+    /// timeout of the configured one plus `extra_wait`.
     fn send(
         &self,
         method: &str,
@@ -257,13 +259,6 @@ impl Client {
         let result = match method {
             "GET" => {
                 let mut req = self.agent.get(&url);
-                if let Some(token) = &self.token {
-                    req = req.header("X-Consul-Token", token.expose());
-                }
-                req.config().timeout_recv_response(timeout).build().call()
-            }
-            "DELETE" => {
-                let mut req = self.agent.delete(&url);
                 if let Some(token) = &self.token {
                     req = req.header("X-Consul-Token", token.expose());
                 }
