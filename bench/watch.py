@@ -81,13 +81,19 @@ def report(name, value, goal):
     print(f"{name}: {value} ({goal})", flush=True)
 
 
-def latency():
-    prefix = f"wb/lat-{os.getpid()}"
-    src = os.path.join(WORK, "lat-src")
+def seed_probe(name):
+    """A prefix holding one file, `probe` = "start", pushed from node 1; returns (prefix, src)."""
+    prefix = f"wb/{name}-{os.getpid()}"
+    src = os.path.join(WORK, f"{name}-src")
     os.makedirs(src)
     with open(os.path.join(src, "probe"), "w") as f:
         f.write("start")
     fc(ADDRS[0], prefix, src, "push")
+    return prefix, src
+
+
+def latency():
+    prefix, src = seed_probe("lat")
     bases = [os.path.join(WORK, f"lat-n{i}") for i in (2, 3)]
     logs = [start_watcher(ADDRS[i - 1], prefix, b) for i, b in zip((2, 3), bases)]
     wait_for(lambda: all(content(os.path.join(b, "probe")) == b"start" for b in bases))
@@ -137,12 +143,7 @@ def big_push(prefix, src, bases, logs):
 
 
 def many_watchers():
-    prefix = f"wb/many-{os.getpid()}"
-    src = os.path.join(WORK, "many-src")
-    os.makedirs(src)
-    with open(os.path.join(src, "probe"), "w") as f:
-        f.write("start")
-    fc(ADDRS[0], prefix, src, "push")
+    prefix, src = seed_probe("many")
     bases = [os.path.join(WORK, f"many-w{i}") for i in range(50)]
     for b in bases:
         start_watcher(ADDRS[1], prefix, b)
